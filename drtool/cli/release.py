@@ -1,0 +1,11 @@
+"""Placeholder while this command is being built."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command(name="release")
+def release() -> None:
+    """Not built yet."""
+    raise click.ClickException("not built yet")
