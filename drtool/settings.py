@@ -56,9 +56,7 @@ class ModelSettings:
     class_labels: list[str] = field(default_factory=lambda: ["0", "1"])
     # "typed-unstructured" is DataRobot's Unstructured (Binary/Multiclass) kind,
     # which tracks accuracy; "unstructured" is plain Unstructured, which cannot.
-    datarobot_kind: Literal["typed-unstructured", "unstructured"] = (
-        "typed-unstructured"
-    )
+    datarobot_kind: Literal["typed-unstructured", "unstructured"] = "typed-unstructured"
     memory_mb: int | None = None
     replicas: int | None = None
     network_egress: Literal["none", "public"] = "none"
@@ -82,9 +80,7 @@ class DataSettings:
     images: Path = Path("data/images")
     # data.txt class -> label of the deployed model. Lines whose class is
     # missing here are reported as "unknown class".
-    label_map: dict[int, str] = field(
-        default_factory=lambda: {0: "0", 1: "0", 2: "1"}
-    )
+    label_map: dict[int, str] = field(default_factory=lambda: {0: "0", 1: "0", 2: "1"})
     # Images with more pixels than this are refused before decoding
     # (decompression bombs); a CT slice has about 262,144.
     max_image_pixels: int = 50_000_000

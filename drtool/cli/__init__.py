@@ -38,9 +38,11 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool) 
       drtool predict --target local
       drtool submit-actuals --target local
     """
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[
-        min(verbose + 1, 2)
-    ]
+    level = (
+        logging.ERROR
+        if quiet
+        else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose + 1, 2)]
+    )
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     ctx.obj = {"config_path": config_path}
 

@@ -27,7 +27,9 @@ class DrtoolGroup(click.Group):
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("Interrupted: finished work is kept; run again to resume.", err=True)
+            click.echo(
+                "Interrupted: finished work is kept; run again to resume.", err=True
+            )
             ctx.exit(INTERRUPTED_EXIT_CODE)
 
 

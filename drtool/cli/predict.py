@@ -1,11 +1,155 @@
-"""Placeholder while this command is being built."""
+"""`drtool predict`: send the prepared rows to a target, write predictions."""
 
 from __future__ import annotations
 
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
 import click
 
+from drtool.cli.common import emit_json, settings_from
+from drtool.errors import PartialFailure
+from drtool.predict import PredictReport, SendOptions, count_rows, predict_locally
+from drtool.settings import Settings
 
-@click.command(name="predict")
-def predict() -> None:
-    """Not built yet."""
-    raise click.ClickException("not built yet")
+
+@click.command()
+@click.option(
+    "--target",
+    type=click.Choice(["local"]),
+    default="local",
+    show_default=True,
+    help="local: a DRUM server on this machine.",
+)
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Prepared rows. Default: prepared_data.csv in data.dir of config.yaml.",
+)
+@click.option(
+    "--output",
+    "output_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Predictions file. Default: predictions.csv beside the input.",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Local target: use the DRUM server running at HOST:PORT "
+    "instead of starting one.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["single", "multi"]),
+    default=None,
+    help="single: one request at a time; multi: --concurrency at a time.",
+)
+@click.option(
+    "--rows-per-request",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Rows sent in one request (config: predict.rows_per_request).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Requests in flight in multi mode (config: predict.concurrency).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar. Default: on when stderr is a terminal.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def predict(
+    ctx: click.Context,
+    target: str,
+    input_path: Path | None,
+    output_path: Path | None,
+    address: str | None,
+    mode: str | None,
+    rows_per_request: int | None,
+    concurrency: int | None,
+    progress: bool | None,
+    as_json: bool,
+) -> None:
+    """Predict the prepared rows and write one prediction per row.
+
+    Rows the server rejects are written with the reason; the exit code is then
+    3. An interrupted run resumes when run again with the same output.
+
+    \b
+    Example:
+      drtool predict --target local --input example/data/prepared_data.csv
+    """
+    settings = settings_from(ctx)
+    input_path = input_path or settings.data.dir / "prepared_data.csv"
+    output_path = output_path or input_path.with_name("predictions.csv")
+    options = _send_options(settings, mode, rows_per_request, concurrency)
+    show_progress = sys.stderr.isatty() if progress is None else progress
+
+    with _progress_bar(input_path, show_progress) as bar:
+        report = predict_locally(
+            settings.model.dir,
+            input_path,
+            output_path,
+            settings.model.class_labels,
+            options,
+            address=address if address is not None else settings.predict.local.address,
+            workers=settings.predict.local.workers,
+            start_timeout=settings.predict.local.start_timeout,
+            on_progress=bar.update if bar else None,
+        )
+    _show(report, as_json)
+    if report.failed:
+        raise PartialFailure(
+            f"{report.failed} of {report.rows} rows failed; their reasons are in "
+            f"the status and error columns of {report.output}."
+        )
+
+
+def _send_options(
+    settings: Settings,
+    mode: str | None,
+    rows_per_request: int | None,
+    concurrency: int | None,
+) -> SendOptions:
+    configured = settings.predict
+    mode = mode or configured.mode
+    return SendOptions(
+        rows_per_request=rows_per_request or configured.rows_per_request,
+        concurrency=1 if mode == "single" else concurrency or configured.concurrency,
+        max_request_bytes=configured.max_request_bytes,
+        timeout=configured.request_timeout,
+    )
+
+
+def _progress_bar(input_path: Path, show: bool) -> Any:
+    if not show or not input_path.is_file():
+        return nullcontext(None)
+    return click.progressbar(
+        length=count_rows(input_path),
+        label="Predicting",
+        file=sys.stderr,
+        show_pos=True,
+    )
+
+
+def _show(report: PredictReport, as_json: bool) -> None:
+    if as_json:
+        emit_json(report.__dict__ | {"rows_per_second": report.rows_per_second})
+        return
+    resumed = f", {report.resumed} kept from an earlier run" if report.resumed else ""
+    click.echo(
+        f"{report.succeeded} of {report.rows} rows predicted on {report.target} in "
+        f"{report.seconds:.1f} s ({report.rows_per_second:.1f} rows/s{resumed}).",
+        err=True,
+    )
+    for failure in report.failures:
+        click.echo(f"  failed: {failure['id']}: {failure['error']}", err=True)
+    click.echo(f"Predictions: {report.output}", err=True)

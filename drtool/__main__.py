@@ -1,0 +1,5 @@
+"""Allow `python -m drtool`."""
+
+from drtool.cli import main
+
+main()
