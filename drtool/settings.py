@@ -277,7 +277,7 @@ def _convert(hint: Any, value: Any, key: str, root: Path) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
 
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value if value is not None else {}, key, root)
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
@@ -286,46 +286,63 @@ def _convert(hint: Any, value: Any, key: str, root: Path) -> Any:
         return _convert(inner, value, key, root)
     if origin is Literal:
         if value not in args:
-            choices = ", ".join(map(str, args))
-            raise ConfigError(f"{key}: {value!r} is not one of: {choices}.")
-        return value
-    if hint is Path:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{key}: expected a path, got {value!r}.")
-        return root / Path(value).expanduser()
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}.")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected a whole number, got {value!r}.")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected a number, got {value!r}.")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected text, got {value!r}; quote it.")
+            raise ConfigError(f"{key}: {value!r} is not one of: {', '.join(args)}.")
         return value
     if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}.")
-        return [_convert(args[0], v, f"{key}[{i}]", root) for i, v in enumerate(value)]
+        return _convert_list(args[0], value, key, root)
     if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}.")
-        key_type, value_type = args
-        return {
-            _convert(key_type, k, f"{key} key {k!r}", root): _convert(
-                value_type, v, f"{key}.{k}", root
-            )
-            for k, v in value.items()
-        }
+        return _convert_dict(args, value, key, root)
+    if hint is Path:
+        return _convert_path(value, key, root)
+    if hint in _SCALARS:
+        return _convert_scalar(hint, value, key)
     if hint is Any:
         return value
     raise TypeError(f"settings schema: no conversion for {hint!r} at {key}")
+
+
+# type -> (accepted Python types, what to tell the user)
+_SCALARS: dict[type, tuple[tuple[type, ...], str]] = {
+    bool: ((bool,), "true or false"),
+    int: ((int,), "a whole number"),
+    float: ((int, float), "a number"),
+    str: ((str,), "text (quote it)"),
+}
+
+
+def _convert_scalar(hint: type, value: Any, key: str) -> Any:
+    accepted, wanted = _SCALARS[hint]
+    # YAML's true/false are ints to Python: never accept them as numbers.
+    is_bool_posing = isinstance(value, bool) and hint is not bool
+    if is_bool_posing or not isinstance(value, accepted):
+        raise ConfigError(f"{key}: expected {wanted}, got {value!r}.")
+    return hint(value) if hint is float else value
+
+
+def _convert_path(value: Any, key: str, root: Path) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key}: expected a path, got {value!r}.")
+    return root / Path(value).expanduser()
+
+
+def _convert_list(item: Any, value: Any, key: str, root: Path) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list, got {value!r}.")
+    return [_convert(item, v, f"{key}[{i}]", root) for i, v in enumerate(value)]
+
+
+def _convert_dict(
+    args: tuple[Any, ...], value: Any, key: str, root: Path
+) -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a mapping, got {value!r}.")
+    key_type, value_type = args
+    return {
+        _convert(key_type, k, f"{key} key {k!r}", root): _convert(
+            value_type, v, f"{key}.{k}", root
+        )
+        for k, v in value.items()
+    }
 
 
 def _check_consistency(settings: Settings, where: str) -> None:
