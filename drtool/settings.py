@@ -316,7 +316,9 @@ def _convert_scalar(hint: type, value: Any, key: str) -> Any:
     is_bool_posing = isinstance(value, bool) and hint is not bool
     if is_bool_posing or not isinstance(value, accepted):
         raise ConfigError(f"{key}: expected {wanted}, got {value!r}.")
-    return hint(value) if hint is float else value
+    # An int where a float is wanted becomes a float; the rest pass unchanged.
+    converted: Any = hint(value)
+    return converted
 
 
 def _convert_path(value: Any, key: str, root: Path) -> Path:
