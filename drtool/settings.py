@@ -29,8 +29,9 @@ CONFIG_ENV_VAR = "DRTOOL_CONFIG"
 @dataclass(frozen=True)
 class DataRobotSettings:
     # The token never lives here: it comes from the environment, .env or the
-    # SDK's drconfig.yaml (see drtool.credentials).
-    endpoint: str = "https://app.datarobot.com/api/v2"
+    # SDK's drconfig.yaml (see drtool.credentials). DATAROBOT_ENDPOINT and
+    # .env override this; empty: drconfig.yaml's, else DataRobot's cloud.
+    endpoint: str = ""
     # Seconds to wait for a TCP connection to DataRobot.
     connect_timeout: float = 10.0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-CUSTOM_PY = '''
+CUSTOM_PY = """
 import csv, io, json, os, time
 
 csv.field_size_limit(2**31 - 1)
@@ -43,7 +43,7 @@ def score_unstructured(model, data, **kwargs):
                 {"id": row["id"], "label": "1", "probabilities": {"0": 0.25, "1": 0.75}}
             )
     return json.dumps({"predictions": answers}), {"mimetype": "application/json"}
-'''
+"""
 
 
 def make_fake_model(folder: Path, **behaviour: object) -> Path:

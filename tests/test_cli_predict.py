@@ -43,8 +43,17 @@ def test_predict_writes_every_row_and_stops_its_server(tmp_path):
     ids = write_prepared(tmp_path / "data" / "prepared_data.csv", 40)
 
     result = CliRunner().invoke(
-        cli, ["--config", str(config), "predict", "--target", "local",
-              "--rows-per-request", "7", "--json"]
+        cli,
+        [
+            "--config",
+            str(config),
+            "predict",
+            "--target",
+            "local",
+            "--rows-per-request",
+            "7",
+            "--json",
+        ],
     )
 
     assert result.exit_code == 0, result.output
@@ -63,8 +72,11 @@ def test_a_rejected_row_is_written_with_its_reason_and_exit_code_3(tmp_path):
 
     assert result.exit_code == 3
     assert "Error: 1 of 6 rows failed" in result.stderr
-    failed = [r for r in read_rows(tmp_path / "data" / "predictions.csv")
-              if r["status"] == "failed"]
+    failed = [
+        r
+        for r in read_rows(tmp_path / "data" / "predictions.csv")
+        if r["status"] == "failed"
+    ]
     assert [(r["id"], r["error"]) for r in failed] == [
         ("row-00003", "rejected by the test model")
     ]
@@ -105,12 +117,24 @@ def test_a_model_that_fails_to_load_fails_fast_with_drums_log(tmp_path):
 
 def test_ctrl_c_stops_the_server_keeps_finished_rows_and_a_rerun_completes(tmp_path):
     requests_log = tmp_path / "requests.log"
-    model = make_fake_model(tmp_path / "model", delay=0.3,
-                            requests_log=str(requests_log))
+    model = make_fake_model(
+        tmp_path / "model", delay=0.3, requests_log=str(requests_log)
+    )
     config = write_config(tmp_path, model)
     ids = write_prepared(tmp_path / "data" / "prepared_data.csv", 30)
-    command = [sys.executable, "-m", "drtool", "--config", str(config), "-v",
-               "predict", "--mode", "single", "--rows-per-request", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "drtool",
+        "--config",
+        str(config),
+        "-v",
+        "predict",
+        "--mode",
+        "single",
+        "--rows-per-request",
+        "1",
+    ]
 
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     _wait_for_lines(requests_log, 4)

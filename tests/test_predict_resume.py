@@ -51,7 +51,12 @@ def test_a_complete_run_writes_every_row_in_input_order(tmp_path):
     rows = read_output(tmp_path / "out.csv")
     assert [r["id"] for r in rows] == ids
     assert list(rows[0]) == [
-        "id", "prediction", "probability_0", "probability_1", "status", "error",
+        "id",
+        "prediction",
+        "probability_0",
+        "probability_1",
+        "status",
+        "error",
     ]
     assert rows[0]["prediction"] == "1" and rows[0]["status"] == "ok"
     assert float(rows[0]["probability_1"]) == 0.9
@@ -148,8 +153,10 @@ def test_a_label_outside_the_configured_labels_fails_the_row(tmp_path):
     write_prepared(tmp_path / "in.csv", 1)
 
     def odd_label(request):
-        rows = [{"id": i, "label": "cat", "probabilities": {"cat": 1.0}}
-                for i in sent_ids(request)]
+        rows = [
+            {"id": i, "label": "cat", "probabilities": {"cat": 1.0}}
+            for i in sent_ids(request)
+        ]
         return 200, {}, json.dumps({"predictions": rows})
 
     responses.add_callback(responses.POST, URL, callback=odd_label)

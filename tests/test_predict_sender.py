@@ -22,7 +22,9 @@ def answer(ids, error_ids=()):
         if row_id in error_ids:
             rows.append({"id": row_id, "error": "bad image"})
         else:
-            rows.append({"id": row_id, "label": "1", "probabilities": {"0": 0.2, "1": 0.8}})
+            rows.append(
+                {"id": row_id, "label": "1", "probabilities": {"0": 0.2, "1": 0.8}}
+            )
     return {"predictions": rows}
 
 
@@ -34,7 +36,9 @@ def sleeps():
 @pytest.fixture
 def sender(sleeps):
     target = Target(name="test server", url=URL, secret_headers={"X-Key": "s3cret"})
-    return Sender(target, timeout=5, policy=RetryPolicy(attempts=4), sleep=sleeps.append)
+    return Sender(
+        target, timeout=5, policy=RetryPolicy(attempts=4), sleep=sleeps.append
+    )
 
 
 CHUNK = Chunk(ids=["a", "b"], body=b"id,img\na,QQ==\nb,QQ==\n")
@@ -158,5 +162,7 @@ def test_an_oversized_row_fails_without_a_request(sender):
 
 
 def test_the_target_never_shows_its_secret_headers():
-    target = Target(name="t", url=URL, secret_headers={"Authorization": "Bearer s3cret"})
+    target = Target(
+        name="t", url=URL, secret_headers={"Authorization": "Bearer s3cret"}
+    )
     assert "s3cret" not in repr(target) and "s3cret" not in target.describe()

@@ -41,7 +41,9 @@ def test_the_repository_config_is_valid(repo_root):
     ],
 )
 def test_a_bad_value_names_its_key(tmp_path, text, message):
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")
+    ):
         load_settings(write(tmp_path, text))
 
 

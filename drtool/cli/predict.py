@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -12,16 +13,23 @@ import click
 from drtool.cli.common import emit_json, settings_from
 from drtool.errors import PartialFailure
 from drtool.predict import PredictReport, SendOptions, count_rows, predict_locally
+from drtool.predict.remote import predict_remotely, resolve_deployment_id
 from drtool.settings import Settings
 
 
 @click.command()
 @click.option(
     "--target",
-    type=click.Choice(["local"]),
+    type=click.Choice(["local", "remote"]),
     default="local",
     show_default=True,
-    help="local: a DRUM server on this machine.",
+    help="local: a DRUM server on this machine. remote: the DataRobot deployment.",
+)
+@click.option(
+    "--deployment-id",
+    default=None,
+    help="Remote target: the deployment. Default: deployment.id of config.yaml, "
+    "else the one `drtool release` made.",
 )
 @click.option(
     "--input",
@@ -69,6 +77,7 @@ from drtool.settings import Settings
 def predict(
     ctx: click.Context,
     target: str,
+    deployment_id: str | None,
     input_path: Path | None,
     output_path: Path | None,
     address: str | None,
@@ -84,33 +93,68 @@ def predict(
     3. An interrupted run resumes when run again with the same output.
 
     \b
-    Example:
+    Examples:
       drtool predict --target local --input example/data/prepared_data.csv
+      drtool predict --target remote --deployment-id 65f0c0ffee0123456789abcd
     """
+    _check_target_options(target, address, deployment_id)
     settings = settings_from(ctx)
     input_path = input_path or settings.data.dir / "prepared_data.csv"
     output_path = output_path or input_path.with_name("predictions.csv")
     options = _send_options(settings, mode, rows_per_request, concurrency)
     show_progress = sys.stderr.isatty() if progress is None else progress
+    # Resolved before the progress bar: a missing id fails at once.
+    remote_id = (
+        resolve_deployment_id(settings, deployment_id) if target == "remote" else ""
+    )
 
     with _progress_bar(input_path, show_progress) as bar:
-        report = predict_locally(
-            settings.model.dir,
-            input_path,
-            output_path,
-            settings.model.class_labels,
-            options,
-            address=address if address is not None else settings.predict.local.address,
-            workers=settings.predict.local.workers,
-            start_timeout=settings.predict.local.start_timeout,
-            on_progress=bar.update if bar else None,
-        )
+        on_progress = bar.update if bar else None
+        if remote_id:
+            report = predict_remotely(
+                settings, remote_id, input_path, output_path, options, on_progress
+            )
+        else:
+            report = _predict_locally(
+                settings, input_path, output_path, options, address, on_progress
+            )
     _show(report, as_json)
     if report.failed:
         raise PartialFailure(
             f"{report.failed} of {report.rows} rows failed; their reasons are in "
             f"the status and error columns of {report.output}."
         )
+
+
+def _predict_locally(
+    settings: Settings,
+    input_path: Path,
+    output_path: Path,
+    options: SendOptions,
+    address: str | None,
+    on_progress: Callable[[int], None] | None,
+) -> PredictReport:
+    local = settings.predict.local
+    return predict_locally(
+        settings.model.dir,
+        input_path,
+        output_path,
+        settings.model.class_labels,
+        options,
+        address=address if address is not None else local.address,
+        workers=local.workers,
+        start_timeout=local.start_timeout,
+        on_progress=on_progress,
+    )
+
+
+def _check_target_options(
+    target: str, address: str | None, deployment_id: str | None
+) -> None:
+    if target == "remote" and address is not None:
+        raise click.UsageError("--address is for --target local.")
+    if target == "local" and deployment_id is not None:
+        raise click.UsageError("--deployment-id is for --target remote.")
 
 
 def _send_options(
