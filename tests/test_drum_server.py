@@ -34,9 +34,11 @@ def test_a_server_becomes_ready_and_its_process_group_is_gone_after(tmp_path):
 def test_a_model_that_fails_to_load_quotes_drums_log_and_does_not_hang(tmp_path):
     model = make_fake_model(tmp_path / "model", fail_load="weights file is corrupt")
     started = time.monotonic()
-    with pytest.raises(ServerStartError) as caught:
-        with DrumServer(model, start_timeout=120):
-            pass
+    with (
+        pytest.raises(ServerStartError) as caught,
+        DrumServer(model, start_timeout=120),
+    ):
+        pass
     assert time.monotonic() - started < 60
     message = str(caught.value)
     assert "exited with code" in message

@@ -171,3 +171,21 @@ def test_duplicate_ids_in_the_input_are_refused(tmp_path):
     (tmp_path / "in.csv").write_text("id,img\nr1,QQ==\nr1,QQ==\n")
     with pytest.raises(InputError, match="appears twice"):
         predict_file(tmp_path / "in.csv", tmp_path / "out.csv", TARGET, LABELS, OPTIONS)
+
+
+def test_requests_finished_together_are_recorded_before_an_error_propagates():
+    from concurrent.futures import Future
+
+    from drtool.errors import ConnectionFailure as Lost
+    from drtool.predict import _collect
+    from drtool.predict.sender import RowResult
+
+    finished, failed = Future(), Future()
+    finished.set_result([RowResult(id="a", label="1", probabilities={"1": 1.0})])
+    failed.set_exception(Lost("gone"))
+    recorded = []
+    for _ in range(20):  # set order varies: the good one is recorded whatever it is
+        recorded.clear()
+        with pytest.raises(Lost):
+            _collect({failed, finished}, recorded.append)
+        assert [r.id for results in recorded for r in results] == ["a"]

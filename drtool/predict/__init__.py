@@ -190,11 +190,22 @@ def _send_all(
 
 
 def _collect(
-    pending: set[Future[list[RowResult]]], record: Callable
+    pending: set[Future[list[RowResult]]], record: Callable[[list[RowResult]], None]
 ) -> set[Future[list[RowResult]]]:
+    """Wait for at least one request; record every finished one, then raise.
+
+    Several requests can finish together. The successful ones are recorded
+    before a failed one's error propagates, so no finished row is lost.
+    """
     done, still_pending = wait(pending, return_when=FIRST_COMPLETED)
+    failed = [future for future in done if future.exception() is not None]
     for future in done:
-        record(future.result())
+        if future not in failed:
+            record(future.result())
+    if failed:
+        error = failed[0].exception()
+        assert error is not None
+        raise error
     return still_pending
 
 
