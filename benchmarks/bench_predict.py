@@ -40,6 +40,7 @@ from benchmarks.common import (
     source_slices,
 )
 from drtool.predict.drum import DrumServer
+from drtool.settings import LocalServerSettings
 
 LIMIT_BATCHES = (16, 32, 64)
 
@@ -123,7 +124,9 @@ def measure_drtool(
 def measure_baseline(prepared: Path) -> float:
     """Slices per second of a one-row-per-request client like the manual one."""
     rows = pd.read_csv(prepared)
-    with DrumServer(REPO / "model") as server:
+    # The same server drtool starts with its defaults.
+    workers = LocalServerSettings().workers
+    with DrumServer(REPO / "model", workers=workers) as server:
         url = f"{server.url}/predictUnstructured/"
 
         def send(index: int) -> int:
@@ -139,7 +142,10 @@ def measure_baseline(prepared: Path) -> float:
         rate = len(rows) / (time.perf_counter() - started)
     if set(statuses) != {200}:
         raise SystemExit(f"baseline got statuses {sorted(set(statuses))}")
-    print(f"baseline, one row per request:      {rate:7.1f} slices/s steady")
+    print(
+        f"baseline, one row per request ({workers} DRUM workers): "
+        f"{rate:7.1f} slices/s steady"
+    )
     return rate
 
 

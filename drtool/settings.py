@@ -93,15 +93,19 @@ class LocalServerSettings:
     address: str = ""
     # Seconds to wait for a started server to load the model and answer.
     start_timeout: float = 180.0
-    # DRUM (gunicorn) worker processes.
-    workers: int = 1
+    # DRUM (gunicorn) worker processes. Two on this 2-core machine: decoding
+    # images is single-threaded Python work, so one process per core wins
+    # (benchmarks/README.md: 1.35x one worker's throughput).
+    workers: int = 2
 
 
 @dataclass(frozen=True)
 class PredictSettings:
     # single: one request at a time; multi: `concurrency` requests at a time.
     mode: Literal["single", "multi"] = "multi"
-    rows_per_request: int = 16
+    # Measured best here (benchmarks/README.md): enough rows per request to
+    # batch the model's predict, one request in flight per DRUM worker.
+    rows_per_request: int = 32
     concurrency: int = 2
     # Seconds before one prediction request is abandoned.
     request_timeout: float = 300.0

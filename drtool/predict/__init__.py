@@ -32,7 +32,7 @@ REPORTED_FAILURES = 10
 class SendOptions:
     """How rows are grouped and sent."""
 
-    rows_per_request: int = 16
+    rows_per_request: int = 32
     concurrency: int = 2
     max_request_bytes: int = 50 * 1024 * 1024
     timeout: float = 300.0
@@ -217,7 +217,7 @@ def predict_locally(
     options: SendOptions,
     *,
     address: str = "",
-    workers: int = 1,
+    workers: int = 2,
     start_timeout: float = 180.0,
     on_progress: Callable[[int], None] | None = None,
 ) -> PredictReport:

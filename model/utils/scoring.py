@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,21 +128,49 @@ def read_rows(text: str) -> list[Row]:
         raise RequestError(
             f"the body is empty; expected a CSV with the header {HEADER}"
         )
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     try:
-        header = [name.strip() for name in reader.fieldnames or []]
-        reader.fieldnames = header
+        records = [r for r in csv_records(text) if r and r != [""]]
+        header = [name.strip() for name in records[0]] if records else []
         check_header(header)
         rows = [
             # The id goes back exactly as sent: the client joins on it.
             Row(number, cells.get("id") or "", cells)
-            for number, cells in enumerate(reader, start=1)
+            for number, cells in enumerate(
+                (line_up(header, record) for record in records[1:]), start=1
+            )
         ]
     except csv.Error as exc:
         raise RequestError(f"the body is not valid CSV: {exc}") from None
     if not rows:
         raise RequestError(f"the CSV has a header but no rows; expected {HEADER}")
     return rows
+
+
+def csv_records(text: str) -> Iterable[list[str]]:
+    """Split a CSV body into records of cells.
+
+    Without a quote character anywhere, a line is a record and a comma a
+    separator, and splitting is about ten times faster than the csv module on
+    cells of a few hundred kB (base64 images): a fifth of the model's time per
+    request otherwise. With quotes, the csv module reads the body strictly.
+    """
+    if '"' in text:
+        return csv.reader(io.StringIO(text, newline=""), strict=True)
+    return (line.removesuffix("\r").split(",") for line in text.split("\n"))
+
+
+def line_up(header: list[str], record: list[str]) -> dict[str | None, Any]:
+    """Map a record's cells to the header, the way csv.DictReader does.
+
+    Surplus cells go under the key None, missing ones are None: either marks
+    a row whose cells no longer line up with the header.
+    """
+    cells: dict[str | None, Any] = dict(zip(header, record, strict=False))
+    if len(record) > len(header):
+        cells[None] = record[len(header) :]
+    for name in header[len(record) :]:
+        cells[name] = None
+    return cells
 
 
 def check_header(header: list[str]) -> None:
