@@ -3,8 +3,10 @@
     .venv/bin/python -m benchmarks.bench_load [--rows 10000]
 
 The reference reads data.txt and every image it lists, once per line, in a
-fresh process: the least any loader must do. Both run on the same files, warm
-in the page cache after a first untimed pass, in this one run.
+fresh process. Both run on the same files, warm in the page cache after a
+first untimed pass, in this one run. A second reference writes as many bytes
+as load's outputs hold, and fsyncs them: the least any loader that writes
+those files must do.
 """
 
 from __future__ import annotations
@@ -15,6 +17,16 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import DRTOOL, make_dataset, ratio, run, source_slices
+
+WRITE_ONLY = """
+import os, sys
+block, left = b"A" * (1 << 20), int(sys.argv[2])
+with open(sys.argv[1], "wb") as handle:
+    while left > 0:
+        left -= handle.write(block[: min(len(block), left)])
+    handle.flush()
+    os.fsync(handle.fileno())
+"""
 
 READ_ONLY = """
 import sys
@@ -54,7 +66,14 @@ def main() -> None:
         read_seconds, stdout = run(read_files)
         megabytes = int(stdout) / 1e6
         load_seconds, _ = run(load)
-        written = sum(f.stat().st_size for f in out.glob("*.csv")) / 1e6
+        written_bytes = sum(f.stat().st_size for f in out.glob("*.csv"))
+        written = written_bytes / 1e6
+        for csv_file in out.glob("*.csv"):
+            csv_file.unlink()  # room on disk for the write reference
+        sink = Path(scratch) / "sink"
+        write_seconds, _ = run(
+            [sys.executable, "-c", WRITE_ONLY, str(sink), str(written_bytes)]
+        )
 
     print(f"{args.rows} lines over {origin}: {megabytes:.0f} MB of images\n")
     print(figures("reading the files", read_seconds, args.rows, megabytes))
@@ -63,8 +82,19 @@ def main() -> None:
         + f"  ({written:.0f} MB of CSV written)"
     )
     print(
+        f"{'writing that much':18s} {write_seconds:6.2f} s  "
+        f"(the same {written:.0f} MB, fsynced: what any loader must write)"
+    )
+    print(
         f"\ndrtool load / reading the files: {ratio(load_seconds, read_seconds)} "
         f"the time (target at most 2x)"
+    )
+    print(
+        f"writing the output alone / reading the files: "
+        f"{ratio(write_seconds, read_seconds)}"
+    )
+    print(
+        f"drtool load / writing the output alone: {ratio(load_seconds, write_seconds)}"
     )
 
 
