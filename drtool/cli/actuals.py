@@ -11,7 +11,13 @@ import click
 
 from drtool.actuals import ActualsReport
 from drtool.actuals import submit_actuals as send_actuals
-from drtool.cli.common import emit_json, settings_from
+from drtool.cli.common import (
+    deployment_id_option,
+    emit_json,
+    json_option,
+    progress_option,
+    settings_from,
+)
 from drtool.errors import PartialFailure
 from drtool.predict import count_rows
 from drtool.predict.remote import resolve_deployment_id
@@ -28,12 +34,7 @@ from drtool.settings import Settings
     help="local: score the predictions file against the actuals here. "
     "remote: send the actuals to the DataRobot deployment.",
 )
-@click.option(
-    "--deployment-id",
-    default=None,
-    help="Remote target: the deployment. Default: deployment.id of config.yaml, "
-    "else the one `drtool release` made.",
-)
+@deployment_id_option
 @click.option(
     "--actuals",
     "actuals_path",
@@ -47,12 +48,8 @@ from drtool.settings import Settings
     type=click.Path(dir_okay=False, path_type=Path),
     help="Local target: predictions file. Default: predictions.csv beside the actuals.",
 )
-@click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Remote target: progress bar. Default: on when stderr is a terminal.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@progress_option("Remote target: progress bar")
+@json_option
 @click.pass_context
 def submit_actuals(
     ctx: click.Context,

@@ -33,6 +33,27 @@ class DrtoolGroup(click.Group):
             ctx.exit(INTERRUPTED_EXIT_CODE)
 
 
+# Options several commands share, defined once so they read and behave alike.
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print the report as JSON."
+)
+deployment_id_option = click.option(
+    "--deployment-id",
+    default=None,
+    help="Remote target: the deployment. Default: deployment.id of config.yaml, "
+    "else the one `drtool release` made.",
+)
+
+
+def progress_option(what: str = "Progress bar") -> Any:
+    """Return the --progress/--no-progress option, its help starting with ``what``."""
+    return click.option(
+        "--progress/--no-progress",
+        default=None,
+        help=f"{what}. Default: on when stderr is a terminal.",
+    )
+
+
 def settings_from(ctx: click.Context) -> Settings:
     """Load config.yaml as the group's --config option says."""
     return load_settings(ctx.find_root().obj.get("config_path"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from drtool.cli.common import emit_json, settings_from
+from drtool.cli.common import emit_json, json_option, settings_from
 from drtool.dataset import LoadReport, load_dataset
 
 _FOLDER = click.Path(file_okay=False, path_type=Path)
@@ -26,7 +26,7 @@ _FOLDER = click.Path(file_okay=False, path_type=Path)
     type=_FOLDER,
     help="Where the three CSVs go. Default: DATASET_DIR.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option
 @click.pass_context
 def load(
     ctx: click.Context,

@@ -10,7 +10,13 @@ from typing import Any
 
 import click
 
-from drtool.cli.common import emit_json, settings_from
+from drtool.cli.common import (
+    deployment_id_option,
+    emit_json,
+    json_option,
+    progress_option,
+    settings_from,
+)
 from drtool.errors import PartialFailure
 from drtool.predict import PredictReport, SendOptions, count_rows, predict_locally
 from drtool.predict.remote import predict_remotely, resolve_deployment_id
@@ -25,12 +31,7 @@ from drtool.settings import Settings
     show_default=True,
     help="local: a DRUM server on this machine. remote: the DataRobot deployment.",
 )
-@click.option(
-    "--deployment-id",
-    default=None,
-    help="Remote target: the deployment. Default: deployment.id of config.yaml, "
-    "else the one `drtool release` made.",
-)
+@deployment_id_option
 @click.option(
     "--input",
     "input_path",
@@ -67,12 +68,8 @@ from drtool.settings import Settings
     default=None,
     help="Requests in flight in multi mode (config: predict.concurrency).",
 )
-@click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Progress bar. Default: on when stderr is a terminal.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@progress_option("Progress bar")
+@json_option
 @click.pass_context
 def predict(
     ctx: click.Context,
