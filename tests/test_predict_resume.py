@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 
 import pytest
 import requests
@@ -20,6 +21,23 @@ URL = "http://127.0.0.1:9/predictUnstructured/"
 TARGET = Target(name="test server", url=URL)
 LABELS = ["0", "1"]
 OPTIONS = SendOptions(rows_per_request=3, concurrency=1, policy=RetryPolicy(attempts=1))
+
+
+def join_stray_senders() -> None:
+    """Let request threads a stopped run left behind finish.
+
+    On Ctrl-C or a lost connection drtool does not wait for the requests still
+    in flight; in a test, one would otherwise reach the next run's mock.
+    """
+    for thread in threading.enumerate():
+        if thread.name.startswith("predict"):
+            thread.join(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def no_stray_senders():
+    yield
+    join_stray_senders()
 
 
 def sent_ids(request) -> list[str]:
@@ -95,6 +113,7 @@ def test_an_interrupted_run_leaves_no_output_and_the_rerun_sends_only_the_rest(
 
 
 def _rerun(tmp_path):
+    join_stray_senders()
     responses.reset()
     responses.add_callback(responses.POST, URL, callback=good_answer)
     return predict_file(
