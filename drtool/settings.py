@@ -379,11 +379,24 @@ def _check_consistency(settings: Settings, where: str) -> None:
             f"{where}: set deployment.prediction_environment_id or "
             f"deployment.prediction_server_id, not both."
         )
-    for name in ("rows_per_request", "concurrency"):
+    for name in ("rows_per_request", "concurrency", "max_request_bytes"):
         if getattr(settings.predict, name) < 1:
             raise ConfigError(f"{where}: predict.{name} must be at least 1.")
+    _check_positive(where, "predict.request_timeout", settings.predict.request_timeout)
+    local = settings.predict.local
+    _check_positive(where, "predict.local.start_timeout", local.start_timeout)
+    _check_positive(where, "predict.local.workers", local.workers)
+    _check_positive(where, "data.max_image_pixels", settings.data.max_image_pixels)
+    for name, value in vars(settings.release.timeouts).items():
+        _check_positive(where, f"release.timeouts.{name}", value)
     if not 1 <= settings.actuals.batch_size <= 10_000:
         raise ConfigError(
             f"{where}: actuals.batch_size must be from 1 to 10000 "
             f"(DataRobot's limit per request)."
         )
+
+
+def _check_positive(where: str, key: str, value: float) -> None:
+    # "not value > 0" also refuses NaN, which YAML spells .nan.
+    if not value > 0:
+        raise ConfigError(f"{where}: {key} must be more than 0, got {value!r}.")

@@ -156,6 +156,37 @@ def test_ctrl_c_stops_the_server_keeps_finished_rows_and_a_rerun_completes(tmp_p
     assert sent_again < len(ids)  # finished rows were not sent again
 
 
+def test_a_hangup_stops_the_server_too(tmp_path):
+    requests_log = tmp_path / "requests.log"
+    model = make_fake_model(
+        tmp_path / "model", delay=0.3, requests_log=str(requests_log)
+    )
+    config = write_config(tmp_path, model)
+    write_prepared(tmp_path / "data" / "prepared_data.csv", 30)
+    command = [
+        sys.executable,
+        "-m",
+        "drtool",
+        "--config",
+        str(config),
+        "-v",
+        "predict",
+        "--mode",
+        "single",
+        "--rows-per-request",
+        "1",
+    ]
+
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    _wait_for_lines(requests_log, 2)
+    process.send_signal(signal.SIGHUP)  # the terminal was closed
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 130, stderr
+    group = int(re.search(r"process group (\d+)", stderr).group(1))
+    assert not process_group_alive(group)
+
+
 def _wait_for_lines(path: Path, count: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

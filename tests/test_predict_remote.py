@@ -350,7 +350,8 @@ def test_an_interrupted_run_resumes_and_every_row_is_predicted_once(tmp_path, mo
     # request in flight at the interruption, which the rerun sends again: no
     # more than that is ever sent twice.
     assert [r["id"] for r in read_output(tmp_path / "out.csv")] == ids
-    assert report.resumed == 6 and report.succeeded == 10
+    # A request that finished alongside the interrupted one is kept too.
+    assert report.resumed in (6, 7) and report.succeeded == 10
     assert sorted(set(answered)) == ids
     assert len(answered) - len(ids) <= OPTIONS.rows_per_request
 

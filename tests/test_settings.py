@@ -34,6 +34,10 @@ def test_the_repository_config_is_valid(repo_root):
         ("- a list\n", "top level must be a mapping"),
         ("model: [\n", "not valid YAML"),
         ("actuals:\n  batch_size: 20000\n", "actuals.batch_size must be from 1"),
+        ("predict:\n  request_timeout: 0\n", "predict.request_timeout must be more"),
+        ("predict:\n  request_timeout: .nan\n", "predict.request_timeout must be more"),
+        ("predict:\n  local:\n    workers: 0\n", "predict.local.workers must be more"),
+        ("predict:\n  max_request_bytes: 0\n", "predict.max_request_bytes must be"),
         (
             "deployment:\n  prediction_environment_id: a\n  prediction_server_id: b\n",
             "not both",

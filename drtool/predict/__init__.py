@@ -74,6 +74,7 @@ def predict_file(
     the journal, and the next run with the same output resumes from there.
     """
     started = time.monotonic()
+    check_paths(input_path, output_path)
     header, rows = read_rows(input_path)
     journal = Journal(output_path, class_labels)
     finished = journal.finished_rows()
@@ -225,6 +226,7 @@ def predict_locally(
 
     A server started here is stopped when the run ends, however it ends.
     """
+    check_paths(input_path, output_path)
     if address:
         target = local_target(address)
         return predict_file(
@@ -234,6 +236,23 @@ def predict_locally(
         target = local_target(server.url)
         return predict_file(
             input_path, output_path, target, class_labels, options, on_progress
+        )
+
+
+def check_paths(input_path: Path, output_path: Path) -> None:
+    """Refuse at once, before any server starts, paths that cannot work."""
+    if not input_path.is_file():
+        raise InputError(
+            f"{input_path} does not exist; make it with `drtool load`, or pass --input."
+        )
+    if output_path.resolve() == input_path.resolve():
+        raise InputError(
+            f"--output {output_path} is the input file; the predictions would "
+            f"overwrite it. Choose another output."
+        )
+    if not output_path.parent.is_dir():
+        raise InputError(
+            f"the folder of --output {output_path} does not exist; create it first."
         )
 
 

@@ -45,6 +45,8 @@ POLL_TIMEOUT = 2.0
 # Grace between SIGTERM and SIGKILL when stopping.
 STOP_GRACE = 10.0
 LOG_TAIL_LINES = 25
+# Signals that stop drtool and so the server it started.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 # A port picked as free can be taken before DRUM binds it; try a few.
 PORT_ATTEMPTS = 3
 # Variables the server may inherit; everything else is left out (see above).
@@ -72,7 +74,7 @@ class DrumServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self._log_path: Path | None = None
-        self._previous_sigterm: signal._HANDLER = None
+        self._previous_handlers: dict[int, signal._HANDLER] = {}
 
     @property
     def pid(self) -> int | None:
@@ -201,16 +203,21 @@ class DrumServer:
             self._process = None
 
     def _catch_sigterm(self) -> None:
-        # `kill drtool` must stop the server too: turn SIGTERM into the same
-        # unwinding as Ctrl-C. Signal handlers can only be set from the main
-        # thread; elsewhere the caller owns signal handling.
+        # `kill drtool` or a closed terminal (SIGHUP) must stop the server too,
+        # which runs in its own session and sees neither: turn both into the
+        # same unwinding as Ctrl-C. Signal handlers can only be set from the
+        # main thread; elsewhere the caller owns signal handling.
         if threading_is_main():
-            self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
+            self._previous_handlers = {
+                signum: signal.signal(signum, _raise_interrupt)
+                for signum in STOP_SIGNALS
+            }
 
     def _restore_sigterm(self) -> None:
-        if self._previous_sigterm is not None and threading_is_main():
-            signal.signal(signal.SIGTERM, self._previous_sigterm)
-            self._previous_sigterm = None
+        if threading_is_main():
+            for signum, handler in self._previous_handlers.items():
+                signal.signal(signum, handler)
+        self._previous_handlers = {}
 
 
 def drum_executable() -> str:
