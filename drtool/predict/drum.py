@@ -44,7 +44,8 @@ POLL_INTERVAL = 0.25
 POLL_TIMEOUT = 2.0
 # Grace between SIGTERM and SIGKILL when stopping.
 STOP_GRACE = 10.0
-LOG_TAIL_LINES = 25
+# Two workers that fail to boot write two tracebacks: keep room for both.
+LOG_TAIL_LINES = 60
 # Signals that stop drtool and so the server it started.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 # A port picked as free can be taken before DRUM binds it; try a few.
