@@ -6,6 +6,12 @@ requests in flight. The predictions file itself appears only at the end, whole,
 in input order, by an atomic rename: nobody ever reads a half-written one.
 A rerun with the same output reads the journal and sends only the rows that
 have no prediction yet; rows that failed are tried again.
+
+Known shortcomings: the journal matches rows by id only, so a rerun after the
+input changed under the same ids (boxes fixed, `drtool load` run again) keeps
+the older predictions of those ids; delete ``<output>.partial`` to start over.
+Recording a digest of each sent row beside its id would fix that. Nor is the
+output locked: two runs on the same output at once share one journal.
 """
 
 from __future__ import annotations
