@@ -115,48 +115,8 @@ def test_a_model_that_fails_to_load_fails_fast_with_drums_log(tmp_path):
     assert not (tmp_path / "data" / "predictions.csv").exists()
 
 
-def test_ctrl_c_stops_the_server_keeps_finished_rows_and_a_rerun_completes(tmp_path):
-    requests_log = tmp_path / "requests.log"
-    model = make_fake_model(
-        tmp_path / "model", delay=0.3, requests_log=str(requests_log)
-    )
-    config = write_config(tmp_path, model)
-    ids = write_prepared(tmp_path / "data" / "prepared_data.csv", 30)
-    command = [
-        sys.executable,
-        "-m",
-        "drtool",
-        "--config",
-        str(config),
-        "-v",
-        "predict",
-        "--mode",
-        "single",
-        "--rows-per-request",
-        "1",
-    ]
-
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    _wait_for_lines(requests_log, 4)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-
-    assert process.returncode == 130, stderr
-    group = int(re.search(r"process group (\d+)", stderr).group(1))
-    assert not process_group_alive(group)
-    output = tmp_path / "data" / "predictions.csv"
-    assert not output.exists()
-    assert journal_path(output).exists()
-
-    before = len(requests_log.read_text().splitlines())
-    rerun = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert rerun.returncode == 0, rerun.stderr
-    assert [r["id"] for r in read_rows(output)] == ids
-    sent_again = len(requests_log.read_text().splitlines()) - before
-    assert sent_again < len(ids)  # finished rows were not sent again
-
-
-def test_a_hangup_stops_the_server_too(tmp_path):
+def start_slow_predict(tmp_path: Path) -> tuple[subprocess.Popen[str], list[str]]:
+    """Start `drtool predict` on 30 slow rows; return it once 2 rows were served."""
     requests_log = tmp_path / "requests.log"
     model = make_fake_model(
         tmp_path / "model", delay=0.3, requests_log=str(requests_log)
@@ -176,15 +136,32 @@ def test_a_hangup_stops_the_server_too(tmp_path):
         "--rows-per-request",
         "1",
     ]
-
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     _wait_for_lines(requests_log, 2)
-    process.send_signal(signal.SIGHUP)  # the terminal was closed
+    return process, command
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP])
+def test_ctrl_c_or_a_hangup_stops_the_server_and_keeps_finished_rows(tmp_path, signum):
+    process, command = start_slow_predict(tmp_path)
+    process.send_signal(signum)  # Ctrl-C, or the terminal was closed
     _, stderr = process.communicate(timeout=60)
 
     assert process.returncode == 130, stderr
     group = int(re.search(r"process group (\d+)", stderr).group(1))
     assert not process_group_alive(group)
+    output = tmp_path / "data" / "predictions.csv"
+    assert not output.exists()
+    assert journal_path(output).exists()
+
+    requests_log = tmp_path / "requests.log"
+    before = len(requests_log.read_text().splitlines())
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    ids = [r["id"] for r in read_rows(tmp_path / "data" / "prepared_data.csv")]
+    assert [r["id"] for r in read_rows(output)] == ids
+    sent_again = len(requests_log.read_text().splitlines()) - before
+    assert sent_again < len(ids)  # finished rows were not sent again
 
 
 def _wait_for_lines(path: Path, count: int, timeout: float = 60) -> None:
