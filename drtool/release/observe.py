@@ -11,6 +11,7 @@ recreates it instead of assuming it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,19 +101,38 @@ def context_marker(context_sha256: str) -> str:
 
 
 def _environment(look: _Lookup) -> Any:
-    recorded = look.state.id_of(ENVIRONMENT)
+    return _recorded_or_named(
+        look,
+        ENVIRONMENT,
+        "environment",
+        look.desired.environment_name,
+        dr.ExecutionEnvironment.get,
+        dr.ExecutionEnvironment.list,
+    )
+
+
+def _recorded_or_named(
+    look: _Lookup,
+    kind: str,
+    label: str,
+    name: str,
+    get: Callable[[str], Any],
+    search: Callable[..., list[Any]],
+) -> Any:
+    """Find an object by the id the state file recorded, else by its exact name.
+
+    A recorded id the server no longer knows is noted as gone, and the name
+    decides: the object is then found again or made anew.
+    """
+    recorded = look.state.id_of(kind)
     if recorded:
-        found = look.remote.fetch(
-            f"reading environment {recorded}",
-            lambda: dr.ExecutionEnvironment.get(recorded),
-        )
+        found = look.remote.fetch(f"reading {label} {recorded}", lambda: get(recorded))
         if found is not None:
             return found
-        look.gone(ENVIRONMENT, recorded, "environment")
-    name = look.desired.environment_name
-    with look.remote.errors(f"looking up the environment {name!r}"):
-        matches = exact(dr.ExecutionEnvironment.list(search_for=name), "name", name)
-    return _only(matches, f"environments named {name!r}")
+        look.gone(kind, recorded, label)
+    with look.remote.errors(f"looking up the {label} {name!r}"):
+        matches = exact(search(search_for=name), "name", name)
+    return _only(matches, f"{label}s named {name!r}")
 
 
 def _environment_version(look: _Lookup, environment: Any) -> Found | None:
@@ -162,19 +182,14 @@ def _version_found(version: Any, context_sha256: str) -> Found:
 
 
 def _model(look: _Lookup) -> Any:
-    recorded = look.state.id_of(MODEL)
-    if recorded:
-        found = look.remote.fetch(
-            f"reading custom model {recorded}",
-            lambda: dr.CustomInferenceModel.get(recorded),
-        )
-        if found is not None:
-            return found
-        look.gone(MODEL, recorded, "custom model")
-    name = look.desired.model_name
-    with look.remote.errors(f"looking up the custom model {name!r}"):
-        matches = exact(dr.CustomInferenceModel.list(search_for=name), "name", name)
-    return _only(matches, f"custom models named {name!r}")
+    return _recorded_or_named(
+        look,
+        MODEL,
+        "custom model",
+        look.desired.model_name,
+        dr.CustomInferenceModel.get,
+        dr.CustomInferenceModel.list,
+    )
 
 
 def _model_version(look: _Lookup, model: Any) -> Found | None:
